@@ -14,6 +14,13 @@ None of these go through kvmpmu's cffi shim:
 All three measure the thread's scheduler runtime (``sum_exec_runtime``) in
 nanoseconds, which is what ``task-clock`` counts, and what ``msr/tsc`` counts
 in TSC ticks.
+
+The kernel brings ``sum_exec_runtime`` up to date only at a scheduler tick or a
+reschedule, while perf reads of task-clock are exact.  For a thread that is
+not running (blocked, or descheduled) the taskstats and schedstat values are
+exact; for the *calling* thread these functions first ``sched_yield()`` (the
+fair class updates the runtime on yield), so the value is current.  A thread
+running on another CPU at the time of the query is up to one tick behind.
 """
 from __future__ import annotations
 
@@ -213,8 +220,10 @@ class TaskStatsReader:
         Despite its name, taskstats' ``cpu_run_real_total`` is utime + stime,
         which without full dynticks accounting moves in whole ticks (4 ms at
         HZ=250): too coarse for a 2% comparison of a short busy loop.
-        ``cpu_run_virtual_total`` is the exact ``se.sum_exec_runtime``.
+        ``cpu_run_virtual_total`` is the exact ``se.sum_exec_runtime``
+        (brought up to date first when ``tid`` is the calling thread).
         """
+        _refresh_runtime(tid)
         return int(self.stats(tid)["cpu_run_virtual_total"])
 
     def cpu_run_real_ns(self, tid: int) -> int:
@@ -232,6 +241,13 @@ class TaskStatsReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refresh_runtime(tid: int) -> None:
+    # sum_exec_runtime of a running task lags by up to a tick (4 ms at HZ=250);
+    # yield_task_fair() runs update_curr(), making the caller's value current.
+    if tid == threading.get_native_id():
+        os.sched_yield()
 
 
 def thread_cpu_time_ns(tid: int | None = None) -> int:
@@ -255,6 +271,8 @@ def schedstat_run_ns(tid: int | None = None, pid: int | None = None) -> int:
     """
     tid = threading.get_native_id() if tid is None else tid
     pid = os.getpid() if pid is None else pid
+    if pid == os.getpid():
+        _refresh_runtime(tid)
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
             return int(f.read().split()[0])

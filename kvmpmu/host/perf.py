@@ -199,11 +199,15 @@ class PerfEvent:
 
 def pmu_type(name: str) -> int:
     """The perf type id of a PMU under /sys/bus/event_source/devices (e.g. 'msr')."""
+    path = f"/sys/bus/event_source/devices/{name}/type"
     try:
-        with open(f"/sys/bus/event_source/devices/{name}/type") as f:
+        with open(path) as f:
             return int(f.read())
-    except (OSError, ValueError) as e:
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise PerfError(2, f"no perf PMU named {name!r} on this host", None, "sysfs") from e
+    except OSError as e:
+        # e.g. EMFILE: not a missing PMU, so keep the real errno (and its typed error)
+        raise perf_error(-(e.errno or 5), None, f"open {path}") from e
 
 
 __all__ = ["PerfEvent", "PerfError", "gettid", "install_kick_handler", "overflow_signal", "pmu_type"]
