@@ -77,12 +77,19 @@ def load_perf_module(path: str | None = None) -> ModuleType:
         spec = importlib.util.spec_from_file_location("perf", so, loader=loader)
         if spec is None:
             raise OracleUnavailable(f"cannot load the perf module from {so}")
-        mod = importlib.util.module_from_spec(spec)
+        had = sys.modules.get("perf")
         try:
+            mod = importlib.util.module_from_spec(spec)
             loader.exec_module(mod)
         except ImportError as e:
             raise OracleUnavailable(f"cannot load the perf module from {so}: {e} "
                                     "(built for another Python? reinstall linux-perf)") from e
+        finally:
+            # single-phase extension init registers itself as sys.modules["perf"]
+            if had is None:
+                sys.modules.pop("perf", None)
+            else:
+                sys.modules["perf"] = had
         if path is None:
             _perf_module = mod
         return mod

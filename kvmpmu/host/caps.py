@@ -100,6 +100,14 @@ def read_pmus(root: str = SYSFS_PMUS) -> dict[str, int]:
     return out
 
 
+def classify_pmus(pmus: Mapping[str, int]) -> tuple[bool, str | None]:
+    """(hybrid, core PMU name) for a PMU table: "cpu", "cpu_core" on hybrid parts, or None."""
+    hybrid = "cpu_core" in pmus or "cpu_atom" in pmus
+    if "cpu" in pmus:
+        return hybrid, "cpu"
+    return hybrid, "cpu_core" if "cpu_core" in pmus else None
+
+
 def sysfs_event_config(pmu: str, event: str, root: str = SYSFS_PMUS) -> int:
     """The ``config`` of a named sysfs event, e.g. ``sysfs_event_config("msr", "tsc")``.
 
@@ -381,8 +389,7 @@ class HostCaps:
     def probe(cls) -> "HostCaps":
         """Probe this host now (opens and closes a few perf fds and /dev/kvm; ~50 ms)."""
         pmus = read_pmus()
-        hybrid = "cpu_core" in pmus or "cpu_atom" in pmus
-        cpu_pmu = "cpu" if "cpu" in pmus else ("cpu_core" if "cpu_core" in pmus else None)
+        hybrid, cpu_pmu = classify_pmus(pmus)
         info = read_cpuinfo()
         present = set(info.get("flags", "").split())
         tsc = tsc_frequency_info()
@@ -459,4 +466,4 @@ def host_caps() -> HostCaps:
 
 __all__ = ["HostCaps", "EventSupport", "KvmCaps", "TscFrequency", "EVENT_KINDS", "PMU_FLAGS",
            "tsc_frequency", "tsc_frequency_info", "measure_tsc_hz", "read_pmus",
-           "sysfs_event_config", "probe_event", "probe_kvm", "cpuid", "host_caps"]
+           "sysfs_event_config", "classify_pmus", "probe_event", "probe_kvm", "cpuid", "host_caps"]
