@@ -1,6 +1,9 @@
 """One host perf event owned by Python: :class:`PerfEvent`."""
 from __future__ import annotations
 
+import errno as _errno
+import os
+import struct
 import threading
 from typing import Any
 
@@ -13,6 +16,14 @@ _ATTR_FIELDS = ("type", "config", "config1", "config2", "sample_period", "sample
                 "exclude_host", "exclude_guest", "precise_ip")
 
 READ_TIMES = lib.PERF_FORMAT_TOTAL_TIME_ENABLED | lib.PERF_FORMAT_TOTAL_TIME_RUNNING
+
+# read() layout: value, time_enabled, time_running[, id] (read_format order).
+_READ3 = struct.Struct("=3Q")
+_READ4 = struct.Struct("=4Q")
+
+
+def _unpack_with_id(b: bytes) -> tuple[int, ...]:
+    return _READ4.unpack(b)[:3]
 
 _kick_lock = threading.Lock()
 _kick_signals: set[int] = set()
@@ -55,7 +66,7 @@ class PerfEvent:
     :class:`~kvmpmu.host.errors.PerfError` subclass; the fd is never leaked.
     """
 
-    __slots__ = ("fd", "attr", "tid", "_buf", "_closed", "__weakref__")
+    __slots__ = ("fd", "attr", "tid", "_buf", "_closed", "_rlen", "_runpack", "__weakref__")
 
     def __init__(self, *, tid: int | None = None, cpu: int = -1, group_fd: int = -1,
                  **attr: Any) -> None:
@@ -76,6 +87,10 @@ class PerfEvent:
         for k, v in self.attr.items():
             setattr(c, k, int(v))
         self._buf = ffi.new("uint64_t[4]")
+        if rf & lib.PERF_FORMAT_ID:
+            self._rlen, self._runpack = _READ4.size, _unpack_with_id
+        else:
+            self._rlen, self._runpack = _READ3.size, _READ3.unpack
         fd = lib.kvmpmu_perf_event_open(c, self.tid, cpu, group_fd, 0)
         if fd < 0:
             raise perf_error(fd, self.attr)
@@ -146,22 +161,27 @@ class PerfEvent:
         return int(lib.kvmpmu_overflow_peek(self.fd)) if not self._closed else 0
 
     # -- reading ----------------------------------------------------------
+    # os.read + struct is the fastest path from Python (see scripts/bench_perf.py);
+    # a closed event has fd -1, so the closed check is only paid on failure.
     def read(self) -> tuple[int, int, int]:
         """(value, time_enabled, time_running); the value is not scaled."""
-        self._check_open()
-        r = lib.kvmpmu_read_u64x3(self.fd, self._buf)
-        if r < 0:
-            raise perf_error(r, self.attr, "read")
-        b = self._buf
-        return b[0], b[1], b[2]
+        try:
+            return self._runpack(os.read(self.fd, self._rlen))  # type: ignore[no-any-return]
+        except OSError as e:
+            self._check_open()
+            raise perf_error(-(e.errno or _errno.EIO), self.attr, "read") from None
+        except struct.error:  # short read
+            raise perf_error(-_errno.EIO, self.attr, "read") from None
 
     def read_value(self) -> int:
         """Just the (unscaled) count."""
-        self._check_open()
-        r = lib.kvmpmu_read_u64x3(self.fd, self._buf)
-        if r < 0:
-            raise perf_error(r, self.attr, "read")
-        return self._buf[0]
+        try:
+            return self._runpack(os.read(self.fd, self._rlen))[0]
+        except OSError as e:
+            self._check_open()
+            raise perf_error(-(e.errno or _errno.EIO), self.attr, "read") from None
+        except struct.error:
+            raise perf_error(-_errno.EIO, self.attr, "read") from None
 
     # -- lifetime ---------------------------------------------------------
     @property

@@ -240,6 +240,15 @@ def test_set_period_changes_the_signal_rate(no_fd_leak: None) -> None:
 
 # -- errors and fd hygiene ----------------------------------------------------------------
 
+def test_read_format_id(no_fd_leak: None) -> None:
+    with task_clock(read_format=lib.PERF_FORMAT_ID) as ev:
+        assert ev.id() > 0
+        busy(1_000_000)
+        value, enabled, running = ev.read()
+        assert value >= 1_000_000 and running == enabled > 0
+        assert ev.read_value() >= value
+
+
 def test_hardware_event_unsupported_enoent(no_fd_leak: None) -> None:
     with pytest.raises(PerfEventUnsupported) as ei:
         PerfEvent(type=lib.PERF_TYPE_HARDWARE, config=lib.PERF_COUNT_HW_CPU_CYCLES)
