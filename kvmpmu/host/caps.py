@@ -23,7 +23,7 @@ import os
 import platform
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from kvmpmu.host._lib import ffi, lib
