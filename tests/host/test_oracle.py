@@ -51,7 +51,7 @@ def test_perf_module_counts_the_calling_thread(no_fd_leak: None) -> None:
         busy(BUSY_NS)
         value, enabled, running = c.read()
         s1 = schedstat_run_ns()
-    assert enabled == running and value >= BUSY_NS
+    assert enabled == running and value >= BUSY_NS * 0.98
     assert abs(value - (s1 - s0)) / value < 0.02
 
 
@@ -83,7 +83,7 @@ def test_perf_module_counts_another_thread_only(no_fd_leak: None) -> None:
     finally:
         leave.set()
         t.join()
-    assert value >= BUSY_NS
+    assert value >= BUSY_NS * 0.98       # task-clock and the thread CPU clock differ a little
     assert abs(value - (t1 - t0)) / value < 0.02
     assert s == t1          # both read the same sum_exec_runtime of a sleeping thread
 
@@ -119,6 +119,10 @@ def test_taskstats_of_a_dead_thread_is_unavailable() -> None:
     t.start()
     tid = t.native_id
     t.join()
+    # join() returns once the Python thread is done; the kernel task may linger a moment
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+        time.sleep(0.001)
     with pytest.raises(OracleUnavailable):
         thread_cpu_time_ns(tid)
     with pytest.raises(OracleUnavailable):

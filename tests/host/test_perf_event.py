@@ -146,7 +146,7 @@ def test_disable_stops_and_enable_resumes_counting(no_fd_leak: None) -> None:
         busy(20_000_000)
         ev.disable()
         v = ev.read_value()
-        assert v >= 20_000_000
+        assert v >= 20_000_000 * 0.98     # task-clock vs the thread CPU clock busy() uses
         busy(20_000_000)
         assert ev.read_value() == v
         ev.reset()
@@ -245,7 +245,7 @@ def test_read_format_id(no_fd_leak: None) -> None:
         assert ev.id() > 0
         busy(1_000_000)
         value, enabled, running = ev.read()
-        assert value >= 1_000_000 and running == enabled > 0
+        assert value >= 900_000 and running == enabled > 0
         assert ev.read_value() >= value
 
 
