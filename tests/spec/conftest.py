@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvmpmu import SimulatedBackend, VirtualPMU
+from spec_helpers import SimulatedBackend, VirtualPMU
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from kvmpmu import GuestFault
 from spec_helpers import (AMD_GLOBAL_CTL, FIXED_CTR0, FIXED_CTR3, FIXED_CTR_CTRL, FW_WRITE,
                           GLOBAL_CTRL, GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0, K7_EVNTSEL0,
                           K7_PERFCTR0, F15H_PERF_CTL0, PEBS_BASELINE, PERF_CAPABILITIES,
