@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
-from spec_helpers import (FIXED_CTR0, GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0, INT, PERFEVTSEL0, K7_EVNTSEL0, K7_PERFCTR0, EventFilter,
-                          FilterError, amd_core, amd_ctl, amd_ctr, amd_legacy, intel,
-                          intel_fixed_on, intel_gp_on, sel)
+from spec_helpers import (FIXED_CTR0, GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0, INT, K7_EVNTSEL0,
+                          K7_PERFCTR0, PERFEVTSEL0, EventFilter, FilterError, amd_core, amd_ctl,
+                          amd_ctr, amd_legacy, intel, intel_fixed_on, intel_gp_on, sel)
 
 MASKED = 1   # KVM_PMU_EVENT_FLAG_MASKED_EVENTS
 
