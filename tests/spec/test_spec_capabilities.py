@@ -1,13 +1,16 @@
 """Spec §2: capabilities, the §2.1 clamps, CPUID leaves, refresh, PERF_CAPABILITIES (6.12 rules)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from spec_helpers import (AMD_GLOBAL_CTL, FIXED_CTR0, FIXED_CTR3, FIXED_CTR_CTRL, FW_WRITE,
                           GLOBAL_CTRL, GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0, K7_EVNTSEL0,
                           K7_PERFCTR0, F15H_PERF_CTL0, PEBS_BASELINE, PERF_CAPABILITIES,
                           PERFEVTSEL0, amd_core, amd_host, amd_legacy, amd_v2, cpuid_leaf,
-                          cpuid_reg, faults, intel, intel_host, intel_v1, mask, sel)
+                          PmuModel, cpuid_reg, faults, intel, intel_host, intel_v1, mask,
+                          models, sel)
 
 
 # ---------------------------------------------------------------- §2.1 clamps
@@ -427,3 +430,38 @@ def test_s2_5_guest_fault_carries_index(make):
     assert not isinstance(f, OSError)
     g = faults(pmu.rdpmc, 0x4000_0003)
     assert g.index == 0x4000_0003
+
+
+# ---------------------------------------------------------------- models (contract)
+
+@pytest.mark.parametrize("name,vendor", [
+    ("icelake-server", "intel"), ("icelake-client", "intel"), ("skylake-server", "intel"),
+    ("sapphire-rapids", "intel"), ("zen3", "amd"), ("zen4", "amd")])
+def test_models_named_profiles(make, name, vendor):
+    """Contract: the named models exist, are frozen dataclasses and build a working vPMU."""
+    m = models.get(name)
+    assert isinstance(m, PmuModel)
+    assert m.vendor == vendor
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.version = 0
+    pmu, _ = make(m)
+    pmu.rdpmc(0)
+    if vendor == "intel":
+        assert cpuid_leaf(pmu, 0xA)[0] & 0xFF >= 1
+    pmu.service()
+
+
+def test_models_vpmu_from_name(make):
+    """Contract: VirtualPMU(model="zen4") is the same as the zen4 profile."""
+    by_name, _ = make("zen4")
+    by_obj, _ = make(models.get("zen4"))
+    assert by_name.cpuid() == by_obj.cpuid()
+    assert sorted(by_name.msr_indices()) == sorted(by_obj.msr_indices())
+
+
+def test_s2_4_amd_create_without_cpuid_gate(make):
+    """§2.4 / §7.7: an AMD vPMU always has at least the 4 legacy counters."""
+    pmu, _ = make(amd_legacy(gp_counters=0))
+    for i in range(4):
+        pmu.wrmsr(K7_PERFCTR0 + i, 5)
+        assert pmu.rdmsr(K7_PERFCTR0 + i) == 5

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from spec_helpers import (EDGE, EN, FIXED_CTR0, FIXED_CTR_CTRL, FW_WRITE, GLOBAL_CTRL,
-                          GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0, INV, K7_EVNTSEL0,
-                          K7_PERFCTR0, OS, PERF_CAPABILITIES, PERFEVTSEL0, USR, amd_ctl, amd_ctr,
-                          amd_core, amd_legacy, intel, intel_fixed_on, intel_gp_on, intel_v1,
-                          mask, sel)
+from spec_helpers import (AMD_GLOBAL_CTL, AMD_GLOBAL_STATUS, EDGE, EN, FIXED_CTR0,
+                          FIXED_CTR_CTRL, FW_WRITE, GLOBAL_CTRL, GLOBAL_STATUS, IA32_A_PMC0,
+                          IA32_PMC0, INV, K7_EVNTSEL0, K7_PERFCTR0, OS, PERF_CAPABILITIES,
+                          PERFEVTSEL0, USR, amd_core, amd_ctl, amd_ctr, amd_legacy, amd_v2, intel,
+                          intel_fixed_on, intel_gp_on, intel_v1, mask, sel)
 
 
 # ---------------------------------------------------------------- §6.1 counting conditions
@@ -436,3 +436,29 @@ def test_s7_2_service_with_nothing_pending_changes_nothing_simulated(make):
         assert pmu.service() is False
         assert pmu.rdmsr(IA32_PMC0) == 2 * k
     assert pmu.rdmsr(PERFEVTSEL0) == OS | USR | EN | 0xC0
+
+
+def test_s7_7_reset_amd_v2_global_msrs(make):
+    """§7.7: reset clears GlobalCtl and GlobalStatus too (no GP(nr_gp) re-enable: that is refresh)."""
+    pmu, _ = make(amd_v2())
+    pmu.wrmsr(AMD_GLOBAL_STATUS, 0x3, host=True)
+    assert pmu.rdmsr(AMD_GLOBAL_CTL) == 0x3F
+    pmu.reset()
+    assert pmu.rdmsr(AMD_GLOBAL_CTL) == 0
+    assert pmu.rdmsr(AMD_GLOBAL_STATUS) == 0
+
+
+def test_backing_report_names_each_programmed_counter_simulated(make):
+    """Contract: backing_report() lists (counter, guest event, backing, why-not) per counter."""
+    pmu, _ = make(intel())
+    intel_gp_on(pmu, 0, 0xC0)
+    intel_gp_on(pmu, 3, 0x3C)
+    intel_fixed_on(pmu, 1)
+    pmu.service()
+    report = pmu.backing_report()
+    assert all(len(row) == 4 for row in report)
+    names = [row[0] for row in report]
+    assert len(names) == len(set(names))
+    assert len(report) >= 3
+    backed = [row for row in report if row[2]]
+    assert len(backed) >= 3                     # the simulated hardware backs all three

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from spec_helpers import (AMD_GLOBAL_CTL, AMD_GLOBAL_STATUS, AMD_GLOBAL_STATUS_CLR, FIXED_CTR0,
-                          GLOBAL_CTRL, GLOBAL_OVF_CTRL, GLOBAL_STATUS, IA32_A_PMC0, IA32_PMC0,
-                          K7_EVNTSEL0, K7_PERFCTR0, PERFEVTSEL0, amd_ctl, amd_ctr, amd_legacy,
-                          amd_v2, intel, intel_fixed_on, intel_gp_on, intel_v1, mask, sel)
+                          FIXED_CTR_CTRL, GLOBAL_CTRL, GLOBAL_OVF_CTRL, GLOBAL_STATUS,
+                          IA32_A_PMC0, IA32_PMC0, IN_TXCP, K7_EVNTSEL0, K7_PERFCTR0, PERFEVTSEL0,
+                          amd_ctl, amd_ctr, amd_legacy, amd_v2, intel, intel_fixed_on,
+                          intel_gp_on, intel_host, intel_v1, mask, sel)
 
 M48 = mask(48)
 
@@ -226,3 +227,93 @@ def test_s8_3_amd_global_ctl_off_counter_does_not_overflow_simulated(make):
     assert pmu.service() is False
     assert pmu.rdmsr(AMD_GLOBAL_STATUS) == 0
     assert pmu.rdmsr(amd_ctr(0)) == M48
+
+
+# ---------------------------------------------------------------- §7.1 what marks a counter pending,
+# observed through §8.1 (an overflow is dropped only when its counter is already pending)
+
+def test_s4_1_unchanged_perfevtsel_write_requests_nothing_simulated(make):
+    """§4.1 / §7.1: rewriting PERFEVTSEL with its current value queues no reprogram."""
+    pmu, sim = armed_gp(make, 5, intr=True)
+    pmu.wrmsr(PERFEVTSEL0, sel(0xC0, intr=True))
+    sim.happen(0xC0, 5, cpl=3)
+    assert pmu.service() is True
+    assert pmu.rdmsr(GLOBAL_STATUS) == 0x1
+
+
+def test_s4_1_unchanged_global_ctrl_write_requests_nothing_simulated(make):
+    """§4.1: a GLOBAL_CTRL write that leaves it unchanged has no side effects."""
+    pmu, sim = armed_gp(make, 5, intr=True)
+    pmu.wrmsr(GLOBAL_CTRL, pmu.rdmsr(GLOBAL_CTRL))
+    sim.happen(0xC0, 5, cpl=3)
+    assert pmu.service() is True
+
+
+def test_s7_1_global_ctrl_queues_only_changed_indices_simulated(make):
+    """§7.1: a GLOBAL_CTRL change queues the indices in old XOR new only."""
+    pmu, sim = armed_gp(make, 5, intr=True)
+    pmu.wrmsr(GLOBAL_CTRL, pmu.rdmsr(GLOBAL_CTRL) ^ 0x2)     # GP1 only
+    sim.happen(0xC0, 5, cpl=3)
+    assert pmu.service() is True
+    assert pmu.rdmsr(GLOBAL_STATUS) == 0x1
+
+
+def test_s7_1_fixed_ctrl_queues_only_changed_fields_simulated(make):
+    """§7.1: a FIXED_CTR_CTRL change queues only fixed counters whose field changed."""
+    pmu, sim = make(intel())
+    pmu.wrmsr(FIXED_CTR0, M48 - 2)                             # -3
+    intel_fixed_on(pmu, 0, 0xB)
+    pmu.service()
+    pmu.wrmsr(FIXED_CTR_CTRL, 0xB | (0x2 << 4))                # fixed 1's field only
+    sim.happen(0x00C0, 3, cpl=3)
+    assert pmu.service() is True
+    assert pmu.rdmsr(GLOBAL_STATUS) == 1 << 32
+
+
+def test_s7_1_fixed_ctrl_changed_field_is_pending_simulated(make):
+    """§7.1 + §8.1: changing fixed 0's own field queues it, so its overflow is dropped."""
+    pmu, sim = make(intel())
+    pmu.wrmsr(FIXED_CTR0, M48 - 2)
+    intel_fixed_on(pmu, 0, 0xB)
+    pmu.service()
+    pmu.wrmsr(FIXED_CTR_CTRL, 0xA)                             # USR only now
+    sim.happen(0x00C0, 3, cpl=3)
+    assert pmu.service() is False
+    assert pmu.rdmsr(GLOBAL_STATUS) == 0
+
+
+def test_s7_1_counter_write_is_not_pending_simulated(make):
+    """§7.1: a counter write queues nothing — an overflow right after it is delivered."""
+    pmu, sim = armed_gp(make, 50, intr=True)
+    pmu.wrmsr(IA32_A_PMC0, M48 - 4)                            # -5, nothing counted yet: exact
+    sim.happen(0xC0, 5, cpl=3)
+    assert pmu.service() is True
+    assert pmu.rdmsr(GLOBAL_STATUS) == 0x1
+
+
+def test_s6_3_in_txcp_counter_never_overflows_simulated(make):
+    """§6.3: with IN_TXCP (host TSX) the event is a pure counting event: no overflow, no PMI."""
+    pmu, sim = make(intel(tsx=True), host=intel_host(tsx=True))
+    pmu.wrmsr(IA32_A_PMC0 + 2, M48)
+    pmu.wrmsr(PERFEVTSEL0 + 2, sel(0xC0, intr=True) | IN_TXCP)
+    pmu.service()
+    sim.happen(0xC0, 3, cpl=3)
+    assert pmu.service() is False
+    assert pmu.rdmsr(GLOBAL_STATUS) == 0
+    assert pmu.rdmsr(IA32_PMC0 + 2) == 2
+
+
+def test_s7_5_period_quirk_amd_simulated(make):
+    """§7.5 quirk on AMD: the overflow after a write to a running counter comes N events late."""
+    pmu, sim = make(amd_legacy())
+    pmu.wrmsr(K7_EVNTSEL0, sel(0x76, intr=True))
+    pmu.service()
+    sim.happen(0x76, 40, cpl=3)                                # N = 40
+    pmu.wrmsr(K7_PERFCTR0, M48 - 1)                            # -2
+    sim.happen(0x76, 2, cpl=3)
+    assert pmu.service() is False
+    assert pmu.rdmsr(K7_PERFCTR0) == 0
+    sim.happen(0x76, 39, cpl=3)
+    assert pmu.service() is False
+    sim.happen(0x76, 1, cpl=3)
+    assert pmu.service() is True
