@@ -81,6 +81,10 @@ class HostPmuCaps:
     amd_perfctr_core: bool = True
     amd_perfmon_v2: bool = True
     hybrid: bool = False
+    # Host CPU family/model: KVM's "guest CPU model consistent with the host"
+    # test for LBR/PEBS (spec §2.3 step 10, §2.5) and the PEBS precise level (§6.4).
+    cpu_family: int = 0
+    cpu_model: int = 0
 
 
 @runtime_checkable
