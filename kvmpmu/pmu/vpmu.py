@@ -682,6 +682,27 @@ class VirtualPMU:
         self._pmi = pmi
 
     # ============================================================== reports, close
+    def describe_backing(self, eventsel: int, fixed_index: int | None = None) -> tuple[str | None, str | None]:
+        """What would back a counter programmed with ``eventsel`` (GP) or fixed counter
+        ``fixed_index`` (``eventsel``'s USR/OS bits give its field), without opening
+        anything: (what, None) or (None, why not)."""
+        if fixed_index is not None:
+            if not 0 <= fixed_index < self.nr_fixed:
+                return None, f"this vCPU has no fixed counter {fixed_index}"
+            sel = self.fixed[fixed_index].eventsel | (eventsel & (C.EVENTSEL_USR | C.EVENTSEL_OS))
+            name = self.fixed[fixed_index].name
+        else:
+            if not self.nr_gp:
+                return None, "this vCPU has no GP counters"
+            sel, name = eventsel, self.gp[0].name
+        req = EventRequest(vendor=self._ops.vendor, counter=name, fixed_index=fixed_index,
+                           config=sel & self.raw_event_mask, exclude_user=not sel & C.EVENTSEL_USR,
+                           exclude_kernel=not sel & C.EVENTSEL_OS, sample_period=1 << 47)
+        try:
+            return self._backend.describe(req)
+        except Exception as e:      # a backend failure is an answer, not a crash
+            return None, f"{type(e).__name__}: {e}"
+
     def backing_report(self) -> list[tuple[str, str, str | None, str | None]]:
         """For each counter: (name, guest event, what backs it, why not if nothing)."""
         out = []
